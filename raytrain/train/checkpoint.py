@@ -44,7 +44,7 @@ def model_shape(config: Config, n_items: int) -> dict[str, Any]:
 def make_payload(
     *,
     model_state: dict[str, torch.Tensor],
-    optimizer_states: list[dict[str, Any]],
+    optimizer_states: dict[str, Any],
     train_state: dict[str, Any],
     config: Config,
     n_items: int,

@@ -59,7 +59,7 @@ def export_model(run: TrainRun, prepared: PreparedDataset, output_dir: str) -> s
     os.makedirs(model_dir, exist_ok=True)
     payload = ckpt.load_checkpoint(run.best_checkpoint)
     # Optimizer state is only needed to resume; the exported model is for scoring and publishing.
-    payload["optimizers"] = []
+    payload["optimizers"] = {}
     ckpt.save_checkpoint(model_dir, payload)
     storage.write_bytes(os.path.join(model_dir, "items.parquet"), storage.read_bytes(storage.join(prepared.path, "items.parquet")))
     return model_dir

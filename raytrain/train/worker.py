@@ -21,11 +21,12 @@ import torch
 import torch.distributed as dist
 
 from raytrain.config import Config, from_dict
-from raytrain.data.batches import EvalCollate, TrainCollate, iter_table_batches
+from raytrain.data.batches import TrainCollate, eval_batches
 from raytrain.data.prepared import PreparedDataset
 from raytrain.metrics import MetricSums
 from raytrain.models.build import build_model
 from raytrain.train import checkpoint as ckpt
+from raytrain.train.evaluation import overall_only
 from raytrain.train.loop import (
     TrainState,
     end_of_epoch,
@@ -33,6 +34,7 @@ from raytrain.train.loop import (
     initial_state,
     make_optimizers,
     train_epoch,
+    updates_per_epoch,
 )
 
 logger = logging.getLogger(__name__)
@@ -77,7 +79,7 @@ def _reduce_train_stats(stats: dict[str, float], world: int) -> dict[str, float]
     slowest = _all_reduce(torch.tensor([float(stats.get("seconds", 0.0))], dtype=torch.float64), dist.ReduceOp.MAX)
     out = {k: summed[i].item() / (1 if k == "users" else world) for i, k in enumerate(keys)}
     out["seconds"] = slowest.item()
-    out["users_per_s"] = out.get("users", 0.0) / max(out["seconds"], 1e-9)
+    out["users_per_second"] = out.get("users", 0.0) / max(out["seconds"], 1e-9)
     return out
 
 
@@ -91,9 +93,8 @@ def evaluate_sharded(
     model: torch.nn.Module, table: pa.Table, n_items: int, batch_size: int, device: torch.device
 ) -> dict[str, float]:
     """Metric sums over this rank's users, all-reduced, turned into means over all users."""
-    collate = EvalCollate(n_items)
-    sums = evaluate(model, (collate(t) for t in iter_table_batches(table, batch_size)), device)
-    return MetricSums.from_tensor(_all_reduce(sums.to_tensor())).means()
+    sums = evaluate(model, eval_batches(table, n_items, batch_size), device)
+    return overall_only(MetricSums.from_tensor(_all_reduce(sums.to_tensor())).means())
 
 
 def _restore(model: torch.nn.Module, optimizers: Any, plan: WorkerPlan, config: Config):
@@ -108,8 +109,7 @@ def _restore(model: torch.nn.Module, optimizers: Any, plan: WorkerPlan, config: 
         source=f"checkpoint {checkpoint.path}",
     )
     model.load_state_dict(payload["model"])
-    for optimizer, state in zip(optimizers, payload["optimizers"]):
-        optimizer.load_state_dict(state)
+    optimizers.load_state_dict(payload["optimizers"])
     state = TrainState.from_dict(payload["train_state"])
     logger.info("resuming from %s at epoch %d", checkpoint.path, state.epoch)
     return state, list(payload["history"])
@@ -150,7 +150,7 @@ def _checkpoint_payload(model, optimizers, state, config, plan, history) -> dict
     base = model.module if hasattr(model, "module") else model
     return ckpt.make_payload(
         model_state={k: v.detach().cpu() for k, v in base.state_dict().items()},
-        optimizer_states=[o.state_dict() for o in optimizers],
+        optimizer_states=optimizers.state_dict(),
         train_state=state.to_dict(),
         config=config,
         n_items=plan.n_items,
@@ -169,9 +169,20 @@ def _report(metrics: dict[str, float], payload: dict[str, Any] | None, rank: int
         ray.train.report(metrics)
 
 
+def _setup_worker_logging() -> None:
+    """Our INFO lines reach the driver; Ray's own loggers keep their levels."""
+    package = logging.getLogger("raytrain")
+    if not package.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        package.addHandler(handler)
+        package.setLevel(logging.INFO)
+        package.propagate = False
+
+
 def train_loop_per_worker(plan_dict: dict[str, Any]) -> list[dict[str, float]]:
     """Ray Train entry point; returns the per-epoch history (rank 0's is the run's)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _setup_worker_logging()
     plan = WorkerPlan(**plan_dict)
     config = from_dict(plan.config)
     rank, world = _world()
@@ -191,8 +202,8 @@ def train_loop_per_worker(plan_dict: dict[str, Any]) -> list[dict[str, float]]:
     val_table = _eval_slice(prepared, "val", rank, world)
     shard = ray.train.get_dataset_shard("train")
     per_rank_batch = max(1, config.train.batch_size // world)
-    updates_per_epoch = math.ceil((plan.n_train_users // world) / per_rank_batch)
-    total_updates = max(1, updates_per_epoch * config.train.epochs)
+    batches_per_pass = math.ceil((plan.n_train_users // world) / per_rank_batch)
+    total_updates = max(1, updates_per_epoch(config.model, batches_per_pass) * config.train.epochs)
 
     for epoch in range(state.epoch, config.train.epochs):
         started = time.perf_counter()
@@ -214,7 +225,7 @@ def train_loop_per_worker(plan_dict: dict[str, Any]) -> list[dict[str, float]]:
                 "epoch %d | loss %.4f | val ndcg@100 %s | lambda_A %.3g | beta %.3f | %s users/s",
                 epoch + 1, stats.get("loss", float("nan")),
                 f"{metrics['val/ndcg@100']:.4f}" if evaluated else "-", state.lambda_a, state.beta,
-                f"{stats['users_per_s']:,.0f}",
+                f"{stats['users_per_second']:,.0f}",
             )
         payload = _checkpoint_payload(model, optimizers, state, config, plan, history) if evaluated else None
         _report(metrics, payload, rank)
