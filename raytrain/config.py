@@ -32,7 +32,8 @@ class SyntheticConfig:
     activity_sigma: float = 0.8  # lognormal sigma of per-user activity
     popularity_exponent: float = 1.0  # Zipf-like exponent of item popularity
     cluster_affinity: float = 0.8  # share of a user's items drawn from their taste cluster
-    n_blocks: int = 8  # parallel generation blocks (Ray Data read tasks)
+    n_blocks: int = 8  # parallel generation blocks (Ray Data read tasks); the data does not depend on it
+    seed: int = 1  # generator seed (data.seed drives the split, this one the interactions)
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,9 @@ class DataConfig:
     item_col: str = "item_id"
     value_col: str = "value"
     timestamp_col: str = ""
-    num_output_files: int = 0  # files per split in the prepared output (0: one per ~100k users)
+    id_dtype: str = "auto"  # generic csv/parquet ids: auto (sniffed) | int64 | string
+    num_output_files: int = 0  # files per split in the prepared output (0: one per ~4M raw interactions)
+    read_blocks: int = 0  # raw-input read tasks (0: ~64 MiB byte ranges); the prepared output does not depend on it
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
 
@@ -286,6 +289,7 @@ def replace(config: Config, overrides: Sequence[str]) -> Config:
 MODEL_NAMES = ("multvae", "multdae", "recvae")
 DATA_FORMATS = ("movielens", "netflix", "msd", "parquet", "csv", "synthetic", "prepared")
 PIA_FORMS = ("exact", "centroid")
+ID_DTYPES = ("auto", "int64", "string")
 
 
 def validate(config: Config) -> None:
@@ -312,6 +316,18 @@ def validate(config: Config) -> None:
         (config.data.n_heldout > 0, "data.n_heldout must be > 0 (a count >= 1 or a fraction < 1)"),
         (0.0 < config.data.heldout_fraction < 1.0, "data.heldout_fraction must be in (0, 1)"),
         (config.data.min_items_per_user >= 1, "data.min_items_per_user must be >= 1"),
+        (config.data.min_users_per_item >= 0, "data.min_users_per_item must be >= 0"),
+        (config.data.n_heldout < 1 or float(config.data.n_heldout).is_integer(),
+         "data.n_heldout must be a whole count (>= 1) or a fraction of users (< 1)"),
+        (config.data.id_dtype in ID_DTYPES, f"data.id_dtype must be one of {ID_DTYPES}"),
+        (config.data.num_output_files >= 0 and config.data.read_blocks >= 0,
+         "data.num_output_files and data.read_blocks must be >= 0 (0: automatic)"),
+        (config.data.synthetic.n_users >= 1 and config.data.synthetic.n_items >= 2
+         and 1 <= config.data.synthetic.n_clusters <= config.data.synthetic.n_items,
+         "data.synthetic needs n_users >= 1, n_items >= 2 and 1 <= n_clusters <= n_items"),
+        (config.data.synthetic.mean_items_per_user >= 1 and config.data.synthetic.n_blocks >= 1,
+         "data.synthetic.mean_items_per_user and n_blocks must be >= 1"),
+        (0.0 <= config.data.synthetic.cluster_affinity <= 1.0, "data.synthetic.cluster_affinity must be in [0, 1]"),
         (config.score.top_n >= 1, "score.top_n must be >= 1"),
         (config.score.batch_size >= 1 and config.score.concurrency >= 1, "score.batch_size and score.concurrency must be >= 1"),
         (config.score.num_gpus >= 0 and config.score.cpus_per_actor > 0, "score.num_gpus must be >= 0 and score.cpus_per_actor > 0"),
