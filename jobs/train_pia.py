@@ -31,7 +31,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--use-gpu", action="store_true", help="one GPU per worker, NCCL (sets scaling.use_gpu)")
     parser.add_argument("--storage-path", help="checkpoint storage, local dir or URI (default: OUTPUT_DIR/ray_results)")
     parser.add_argument("--name", help="run name, unique per run and stable across its retries (default: config name)")
-    parser.add_argument("--resume", action="store_true", help="continue the stopped run of this name")
+    parser.add_argument("--resume", nargs="?", const="must", choices=["must", "auto"],
+                        help="continue the stopped run of this name; --resume=auto starts it when it does not exist yet")
     parser.add_argument("--publish", metavar="STORE", help="publish the best model to this model store")
     parser.add_argument("--promote", action="store_true", help="with --publish: promote it to 'latest' (quality-gated)")
     parser.add_argument("--force-promote", action="store_true", help="with --promote: skip the quality gate")
@@ -53,7 +54,7 @@ def main() -> int:
     config = load_config(args.config, overrides)
     logging.getLogger("raytrain").info("config: %s", to_dict(config))
     options = JobOptions(
-        output_dir=args.output_dir, storage_path=args.storage_path, name=args.name, resume=args.resume,
+        output_dir=args.output_dir, storage_path=args.storage_path, name=args.name, resume={None: False, "must": True, "auto": "auto"}[args.resume],
         publish=args.publish, promote=args.promote, force_promote=args.force_promote,
     )
     run_train_job(config, options)

@@ -24,6 +24,9 @@ def ensure_ray(num_cpus: int | None = None, resources: dict[str, float] | None =
         ray.init(log_to_driver=True)
         return
     logger.info("no RAY_ADDRESS: starting a local Ray instance")
+    # Read by the Train controller, which inherits this process's environment only on a local
+    # instance; clusters set it on their nodes. An unschedulable run fails after this, not never.
+    os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "300")
     ray.init(
         num_cpus=num_cpus,
         resources=resources,

@@ -29,7 +29,7 @@ class JobOptions:
     output_dir: str
     storage_path: str | None = None
     name: str | None = None
-    resume: bool = False
+    resume: bool | str = False  # False | True | "auto" (see trainer.fit)
     publish: str | None = None
     promote: bool = False
     force_promote: bool = False

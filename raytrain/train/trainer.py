@@ -118,24 +118,30 @@ def fit(
     *,
     storage_path: str,
     name: str,
-    resume: bool = False,
+    resume: bool | str = False,
 ) -> TrainRun:
     """Train to the end (or continue a stopped run with ``resume``) and return the best checkpoint.
 
+    Args:
+        resume: False: the run must be new; True: it must exist and is continued; "auto":
+            continue it if it exists, else start it (what a retried scheduled run wants).
+
     Raises:
-        RunExistsError: the run already has state and ``resume`` is False (Ray would silently continue it).
+        RunExistsError: the run already has state and ``resume`` is False (Ray would silently
+            continue it), or ``resume`` is True and there is no such run.
         RuntimeError: training failed after all retries.
     """
     validate_run_name(name)
     exists = run_exists(storage_path, name)
-    if exists and not resume:
+    if exists and resume is False:
         raise RunExistsError(
             f"a run named {name!r} already exists under {storage_path}; pass --resume to continue it "
             "or choose another --name"
         )
-    if resume and not exists:
+    if resume is True and not exists:
         raise RunExistsError(f"--resume: no run named {name!r} under {storage_path}")
-    os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "120")
+    if exists:
+        logger.info("continuing run %s from its latest checkpoint", name)
     trainer = build_trainer(config, prepared, storage_path=storage_path, name=name)
     logger.info("training %s with %d worker(s) -> %s", name, config.scaling.num_workers, storage_path)
     result = trainer.fit()
