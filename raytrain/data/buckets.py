@@ -76,9 +76,12 @@ def dedupe_bucket(batch: pa.Table, place: Place, schema: pa.Schema) -> pa.Table:
     folder = f"{place.root}/incoming/{bucket:05d}"
     found = place.fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
     parts = [pq.read_table(f.path, filesystem=place.fs) for f in sorted(found, key=lambda f: f.path)]
-    pairs = pa.concat_tables(parts) if parts else schema.empty_table()
-    pairs = pairs.group_by(["user_id", "item_id"]).aggregate([])
+    pairs = pa.concat_tables(parts).combine_chunks() if parts else schema.empty_table()
     pairs = pairs.sort_by([("user_id", "ascending"), ("item_id", "ascending")]).cast(schema)
+    if pairs.num_rows > 1:  # sorted: a repeated pair sits next to its first copy
+        users, items = pairs["user_id"].combine_chunks(), pairs["item_id"].combine_chunks()
+        repeat = pc.and_(pc.equal(users[1:], users[:-1]), pc.equal(items[1:], items[:-1]))
+        pairs = pairs.filter(pa.concat_arrays([pa.array([True]), pc.invert(repeat)]))
     place.write("positives", bucket, pairs)
     if parts:
         place.fs.delete_dir(folder)
@@ -161,7 +164,7 @@ def _lists(run: np.ndarray, values: np.ndarray, n_runs: int) -> pa.ListArray:
 
 def _train_table(users: pa.Array, run: np.ndarray, idx: np.ndarray) -> pa.Table:
     present, local = np.unique(run, return_inverse=True)
-    order = np.lexsort((idx, local))
+    order = np.argsort(local.astype(np.int64) * (int(idx.max(initial=0)) + 1) + idx, kind="stable")
     items = _lists(local[order], idx[order], len(present))
     return pa.table({"user_id": users.take(pa.array(present, type=pa.int64())), "items": items})
 

@@ -49,10 +49,8 @@ class Chunk:
     index: int
 
 
-def _display(uri: str, fs: pafs.FileSystem, path: str) -> str:
-    if "://" in uri and isinstance(fs, pafs.LocalFileSystem) is False:
-        return f"{uri.split('://', 1)[0]}://{path}"
-    return path
+def _display(uri: str, path: str) -> str:
+    return f"{uri.split('://', 1)[0]}://{path}" if "://" in uri else path
 
 
 def list_files(uri: str, patterns: Sequence[str], what: str) -> list[InputFile]:
@@ -82,7 +80,7 @@ def list_files(uri: str, patterns: Sequence[str], what: str) -> list[InputFile]:
     else:
         infos = [info]
     infos.sort(key=lambda i: i.path)
-    return [InputFile(fs, i.path, int(i.size or 0), _display(uri, fs, i.path)) for i in infos]
+    return [InputFile(fs, i.path, int(i.size or 0), _display(uri, i.path)) for i in infos]
 
 
 def make_chunks(files: Sequence[InputFile], read_blocks: int = 0) -> list[Chunk]:
@@ -150,7 +148,7 @@ def first_line(file: InputFile) -> str:
     """The file's first line (a CSV header), decoded."""
     line = head(file).split(b"\n", 1)[0]
     try:
-        return line.decode("utf-8").rstrip("\r")
+        return line.decode("utf-8").rstrip("\r").lstrip("\ufeff")  # Excel writes a byte-order mark
     except UnicodeDecodeError:
         raise DataError(f"{file.display}: line 1 is not UTF-8 text (a binary or compressed file with a text name?)") from None
 

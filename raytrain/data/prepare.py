@@ -2,7 +2,8 @@
 
 Steps (DESIGN.md "Data contract"): positives ``value >= threshold``; item filter
 ``min_users_per_item``, then user filter ``min_items_per_user``; ``n_heldout`` validation and
-``n_heldout`` test users, those with the smallest seeded user hash; item vocabulary = items of the
+``n_heldout`` test users, those with the smallest seeded user hash (a fraction < 1 instead holds out
+the users whose hash falls below it: that share of users in expectation); item vocabulary = items of the
 training users by descending training popularity (ties by item id); held-out users keep only
 vocabulary items, and those with >= 5 have floor(heldout_fraction * n) held out.
 
@@ -15,6 +16,8 @@ Passes (the driver only ever holds item counts, the held-out candidates and per-
 4. per bucket: vocabulary index, fold-in / held-out split, per-user lists -> output files
 
 Buckets depend on the user id only, so the output files are the same whatever the parallelism.
+Tasks write the bucket files themselves, so on a multi-node cluster ``output`` must be storage
+every node sees (a shared filesystem or an object-store URI), as for any Ray Data write.
 """
 
 from __future__ import annotations

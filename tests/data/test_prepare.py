@@ -115,3 +115,11 @@ def test_another_seed_holds_out_other_users(prepared, tmp_path):
     sizes = items.groupby("user_id").size()
     assert other.meta["counts"]["after_filters"] == {"users": int((sizes >= 5).sum()),
                                                      "interactions": int(sizes[sizes >= 5].sum())}
+
+
+def test_fractional_n_heldout_holds_out_that_share(tmp_path, reference):
+    prepared = prepare_dataset(DataConfig(**{**CONFIG.__dict__, "n_heldout": 0.1}), str(tmp_path))
+    users = {s: set(prepared.read_split(s)["user_id"].to_pylist()) for s in SPLITS}
+    assert all(40 <= len(users[s]) <= 150 for s in ("val", "test"))  # 10% of 938 in expectation
+    assert not users["val"] & users["test"] and len(users["train"]) + len(users["val"]) + len(users["test"]) == len(reference)
+    assert prepared.meta["heldout"]["user_fraction"] == 0.1 and prepared.meta["heldout"]["users_per_split"] is None
