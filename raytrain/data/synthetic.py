@@ -64,38 +64,41 @@ def _activity(rng: np.random.Generator, n: int, cfg: SyntheticConfig) -> np.ndar
 
 
 def _draw(rng: np.random.Generator, owner: np.ndarray, taste: np.ndarray, items: ItemModel,
-          cfg: SyntheticConfig) -> tuple[np.ndarray, np.ndarray]:
-    """One item per entry of ``owner``: from the owner's cluster or, with 1 - affinity, globally."""
+          cfg: SyntheticConfig) -> np.ndarray:
+    """One item per entry of ``owner`` (from their cluster, or globally with 1 - affinity).
+
+    Returns sortable keys ``(owner * n_items + item) * 2 + is_noise``: sorting them groups a
+    user's draws and puts an in-cluster copy of a pair before a noise copy.
+    """
     in_cluster = rng.random(len(owner)) < cfg.cluster_affinity
     u = rng.random(len(owner))
-    from_cluster = items.items_by_cluster[
-        np.minimum(np.searchsorted(items.cluster_cdf, taste[owner] + u), cfg.n_items - 1)]
-    from_global = np.minimum(np.searchsorted(items.popularity_cdf, u), cfg.n_items - 1)
-    return np.where(in_cluster, from_cluster, from_global), in_cluster
+    item = np.empty(len(owner), np.int64)
+    hits, noise = np.flatnonzero(in_cluster), np.flatnonzero(~in_cluster)
+    position = np.searchsorted(items.cluster_cdf, taste[owner[hits]] + u[hits])
+    item[hits] = items.items_by_cluster[np.minimum(position, cfg.n_items - 1)]
+    item[noise] = np.minimum(np.searchsorted(items.popularity_cdf, u[noise]), cfg.n_items - 1)
+    return ((owner * cfg.n_items + item) << 1) | (~in_cluster).astype(np.int64)
+
+
+def _distinct(keys: np.ndarray) -> np.ndarray:
+    keys = np.sort(keys, kind="stable")  # timsort: cheap on the already sorted prefix
+    pair = keys >> 1
+    return keys[np.concatenate([[True], pair[1:] != pair[:-1]])] if len(keys) else keys
 
 
 def _distinct_draws(rng: np.random.Generator, counts: np.ndarray, taste: np.ndarray, items: ItemModel,
-                    cfg: SyntheticConfig, rounds: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """About ``counts[u]`` distinct items per user: draw, drop repeats, top up the shortfall."""
+                    cfg: SyntheticConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """About ``counts[u]`` distinct items per user: draw, drop repeats, top up the shortfall (3 rounds)."""
     n_users = len(counts)
-    owner = np.repeat(np.arange(n_users), counts + (counts + 3) // 4)  # ~25% spare for repeats
-    item, in_cluster = _draw(rng, owner, taste, items, cfg)
-    for round_ in range(rounds + 1):
-        _, first = np.unique(owner * cfg.n_items + item, return_index=True)
-        first.sort()  # keep draw order: earlier draws win
-        owner, item, in_cluster = owner[first], item[first], in_cluster[first]
-        shortfall = np.maximum(counts - np.bincount(owner, minlength=n_users), 0)
-        if round_ == rounds or not shortfall.any():
+    keys = _distinct(_draw(rng, np.repeat(np.arange(n_users), counts), taste, items, cfg))
+    for _ in range(3):
+        shortfall = np.maximum(counts - np.bincount((keys >> 1) // cfg.n_items, minlength=n_users), 0)
+        if not shortfall.any():
             break
-        extra = np.repeat(np.arange(n_users), 2 * shortfall)
-        extra_item, extra_in_cluster = _draw(rng, extra, taste, items, cfg)
-        owner, item = np.concatenate([owner, extra]), np.concatenate([item, extra_item])
-        in_cluster = np.concatenate([in_cluster, extra_in_cluster])
-    order = np.argsort(owner, kind="stable")
-    starts = np.concatenate([[0], np.cumsum(np.bincount(owner, minlength=n_users))[:-1]])
-    rank = np.arange(len(order)) - starts[owner[order]]
-    keep = np.sort(order[rank < counts[owner[order]]])
-    return owner[keep], item[keep], in_cluster[keep]
+        extra = np.repeat(np.arange(n_users), shortfall + (shortfall + 1) // 2)  # repeats are likely: ask 1.5x
+        keys = _distinct(np.concatenate([keys, _draw(rng, extra, taste, items, cfg)]))
+    pair = keys >> 1
+    return pair // cfg.n_items, pair % cfg.n_items, (keys & 1) == 0
 
 
 def generate_chunk(cfg: SyntheticConfig, chunk: int, items: ItemModel | None = None) -> pa.Table:
