@@ -1,6 +1,7 @@
 """Scoring throughput: the Ray job (read -> actor pool top-N -> staged Parquet write -> publish) vs a
 bare in-process PyTorch loop (CSR batch -> encoder -> decoder matmul -> mask -> topk) on the same
-model, users and cores, at several sizes. Prints users/s and the ratio (target >= 0.8).
+model, users and cores, at several sizes. Prints users/s and the ratios (target >= 0.8): against the
+bare loop with all cores as intra-op threads, and against one thread's speed x cores (ideal scaling).
 
     python benchmarks/score_throughput.py                        # 2 sizes, 4000 items, CPU
     python benchmarks/score_throughput.py --sizes 50000 200000 800000 --concurrency 4 --cpus-per-actor 1
@@ -72,7 +73,8 @@ def write_run(directory: Path, config: Config, n_items: int) -> str:
     return str(directory)
 
 
-def bare_loop(model_dir: str, users_dir: Path, batch_size: int, n: int, threads: int, device: str) -> float:
+def bare_loop(model_dir: str, users_dir: Path, batch_size: int, n: int, threads: int, device: str,
+              max_users: int | None = None) -> float:
     """Users/s of the same scoring maths in one process, Parquet already on local disk."""
     torch.set_num_threads(threads)
     artifact = fetch_model(model_dir)
@@ -81,6 +83,7 @@ def bare_loop(model_dir: str, users_dir: Path, batch_size: int, n: int, threads:
     model = model_from_payload(artifact.payload, device)
     started = time.perf_counter()
     table = pq.read_table(users_dir)
+    table = table.slice(0, max_users) if max_users else table
     for start in range(0, table.num_rows, batch_size):
         x = list_column_to_csr(table.column("items").slice(start, batch_size), artifact.n_items).to(device)
         scores, indices = top_n(model, x, n)
@@ -127,7 +130,8 @@ def main() -> None:
     print(f"# {cores} cores, device {device}, {args.n_items} items, dims {args.hidden_dim}/{args.latent_dim}, "
           f"top {args.top_n}, batch {args.batch_size}; Ray: {args.concurrency} actor(s) x {args.cpus_per_actor} CPU x "
           f"{args.threads_per_actor} thread(s), GPUs/actor {args.num_gpus}; bare: {bare_threads} thread(s)")
-    print(f"{'users':>10} {'bare users/s':>13} {'ray users/s':>12} {'ratio':>6}")
+    print(f"{'users':>10} {'bare users/s':>13} {'1-thread x cores':>17} {'ray users/s':>12} {'ray/bare':>9} "
+          f"{'ray/ideal':>10}")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         model_dir = write_run(root / "run", config, args.n_items)
@@ -135,8 +139,12 @@ def main() -> None:
             users_dir = root / f"users-{size}"
             write_users(users_dir, size, args.n_items, args.mean_items, args.files, seed=size)
             bare = bare_loop(model_dir, users_dir, args.batch_size, args.top_n, bare_threads, device)
+            # Per-core speed x cores: what perfect scaling of one thread would give (CPU only).
+            ideal = bare_loop(model_dir, users_dir, args.batch_size, args.top_n, 1, device, 50_000) * cores \
+                if device == "cpu" else bare
             job = ray_job(model_dir, users_dir, size, config, str(root / "out"))
-            print(f"{size:>10,} {bare:>13,.0f} {job:>12,.0f} {job / bare:>6.2f}", flush=True)
+            print(f"{size:>10,} {bare:>13,.0f} {ideal:>17,.0f} {job:>12,.0f} {job / bare:>9.2f} {job / ideal:>10.2f}",
+                  flush=True)
 
 
 if __name__ == "__main__":

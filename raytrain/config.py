@@ -134,7 +134,7 @@ class ScoreConfig:
     cpus_per_actor: float = 0.5
     window_days: int = 0  # 0: all history; else only interactions (and users) within N days
     splits: tuple[str, ...] = ("train", "val", "test")  # prepared input: whose histories to score
-    max_unknown_fraction: float = 0.5  # raw input: refuse when more positives than this are unknown items
+    max_unknown_fraction: float = 0.5  # raw input: refuse when more users than this know only unknown items
     rows_per_file: int = 200_000  # output Parquet files hold at least this many rows (fewer files)
     torch_threads: int = 0  # intra-op threads per scoring actor; 0: Ray's default (the actor's CPUs)
     shuffle_partitions: int = 0  # raw input group-by-user partitions; 0: one per ~1M interactions (max 200)

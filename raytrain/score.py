@@ -7,8 +7,8 @@ into place with a ``_SUCCESS`` manifest only when every row is written (:mod:`ra
 a rerun of a date replaces it whole, a crash leaves the previous output untouched.
 
 Output rows: ``user_id, item_ids list<original id>, scores list<float32>, fallback bool,
-model_version`` in the files, and ``run_date`` as the Hive partition (``run_date=...`` in the
-path; pyarrow and Ray Data add it as a column when reading ``OUT``).
+unknown_items int32, model_version`` in the files, and ``run_date`` as the Hive partition
+(``run_date=...`` in the path; pyarrow and Ray Data add it as a column when reading ``OUT``).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import ray
@@ -30,11 +31,13 @@ from ray.data.datasource import FilenameProvider
 import raytrain
 from raytrain import storage
 from raytrain.config import Config, from_dict, replace, to_dict
-from raytrain.partitions import StagedPartition, remove_stale_staging
+from raytrain.data.formats import raise_data_errors
+from raytrain.partitions import StagedPartition, read_partition, remove_stale_staging
 from raytrain.runtime import ensure_ray, quiet_ray_data
 from raytrain.score_inputs import PREPARED, ScoreInput, detect_format, prepared_input, raw_input
 from raytrain.scorer import TopNScorer
 from raytrain.store import ModelArtifact, fetch_model
+from raytrain.train.checkpoint import CheckpointMismatchError
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +82,14 @@ class _PartFiles(FilenameProvider):
 
     def get_filename_for_task(self, write_uuid: str, task_index: int) -> str:
         return f"part-{task_index:05d}.parquet"
+
+
+def read_recommendations(output: str, run_date: str, columns: list[str] | None = None) -> pa.Table:
+    """One published date's rows in-process (with ``run_date``); refuses an incomplete partition.
+
+    For big outputs read ``OUTPUT`` with Ray Data or any Hive-partition-aware reader instead.
+    """
+    return read_partition(output, PARTITION_KEY, _check_run_date(run_date), columns)
 
 
 def _check_run_date(run_date: str) -> str:
@@ -127,22 +138,57 @@ def score_dataset(histories: ray.data.Dataset, users: int, artifact: ModelArtifa
         fn_constructor_kwargs=_scorer_kwargs(artifact, config),
         batch_size=score.batch_size,
         batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=score.concurrency),
+        # Start every actor up front (model loads overlap the first reads) but never wait for all:
+        # min_size=1 keeps a partly available cluster (e.g. fewer free GPUs) making progress.
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=score.concurrency, initial_size=score.concurrency),
         num_cpus=score.cpus_per_actor,
         num_gpus=score.num_gpus or None,
     )
 
 
-def _staged_stats(stage: StagedPartition) -> tuple[list[dict[str, Any]], int, int]:
-    files = stage.staged_files()
+@dataclass
+class _OutputStats:
+    files: list[dict[str, Any]]
+    rows: int = 0
+    fallback: int = 0
+    unknown_items: int = 0
+    only_unknown: int = 0  # users whose every positive is an item the model does not know
+
+
+def _staged_stats(stage: StagedPartition) -> _OutputStats:
+    """Counts read back from the staged files (two small columns), so they describe what is published."""
     fs, _ = storage.resolve(stage.staging)
-    described, rows, fallback = [], 0, 0
-    for path in files:
-        table = pq.read_table(path, filesystem=fs, columns=["fallback"])
-        described.append({"name": path.rsplit("/", 1)[-1], "rows": table.num_rows})
-        rows += table.num_rows
-        fallback += int(np.count_nonzero(table.column("fallback").to_numpy()))
-    return described, rows, fallback
+    stats = _OutputStats(files=[])
+    for path in stage.staged_files():
+        table = pq.read_table(path, filesystem=fs, columns=["fallback", "unknown_items"])
+        fallback = table.column("fallback").to_numpy()
+        unknown = table.column("unknown_items").to_numpy()
+        stats.files.append({"name": path.rsplit("/", 1)[-1], "rows": table.num_rows})
+        stats.rows += table.num_rows
+        stats.fallback += int(np.count_nonzero(fallback))
+        stats.unknown_items += int(unknown.sum())
+        stats.only_unknown += int(np.count_nonzero(fallback & (unknown > 0)))
+    return stats
+
+
+def _check_output(stats: _OutputStats, source: ScoreInput, config: Config, version: str) -> None:
+    """Refuse to publish output that says the input does not fit the model (nothing is visible yet)."""
+    where = source.description.get("path")
+    if stats.rows == 0:
+        window = source.description.get("window")
+        raise ValueError(f"no users to score in {where}" + (f" within the last {window['days']} days" if window else ""))
+    share = stats.only_unknown / stats.rows
+    if share > config.score.max_unknown_fraction:
+        raise CheckpointMismatchError(
+            f"{stats.only_unknown:,} of {stats.rows:,} users in {where} have only items model {version} does not "
+            f"know ({stats.unknown_items:,} unknown-item interactions; > score.max_unknown_fraction="
+            f"{config.score.max_unknown_fraction}): the input does not match the model's item vocabulary"
+        )
+    if stats.fallback == stats.rows:
+        raise ValueError(
+            f"none of the {stats.rows:,} users in {where} has a known positive item (value >= data.threshold="
+            f"{config.data.threshold}): every recommendation would be the popularity fallback"
+        )
 
 
 def _examples(partition: str, n: int = 3, width: int = 10) -> list[dict[str, Any]]:
@@ -177,8 +223,10 @@ def score_users(
         overrides: dotted ``key=value`` settings applied on top of ``config``.
 
     Raises:
-        CheckpointMismatchError: the model's vocabulary does not match the input.
-        ValueError: bad run date, empty input.
+        CheckpointMismatchError: the model's vocabulary does not match the input (prepared: by
+            fingerprint, before scoring; raw: too many users with only unknown items, before publishing).
+        ValueError: bad run date; no users; no user with a known positive item.
+        DataError: unreadable raw input.
         ray.exceptions.RayError: scoring failed (nothing was published).
     """
     started = time.perf_counter()
@@ -216,25 +264,26 @@ def publish_scores(
     logger.info("scoring %s users with model %s -> %s", f"{source.users:,}", artifact.version, stage.partition)
     try:
         fs, staging_path = storage.resolve(stage.staging)
-        score_dataset(source.dataset, source.users, artifact, config).write_parquet(
-            staging_path, filesystem=fs, filename_provider=_PartFiles(), min_rows_per_file=config.score.rows_per_file,
-            mode=SaveMode.OVERWRITE,  # the staging directory is ours alone; allows deterministic names
-        )
+        with raise_data_errors():  # bad raw input surfaces as one DataError line naming the file
+            score_dataset(source.dataset, source.users, artifact, config).write_parquet(
+                staging_path, filesystem=fs, filename_provider=_PartFiles(),
+                min_rows_per_file=config.score.rows_per_file,
+                mode=SaveMode.OVERWRITE,  # the staging directory is ours alone; allows deterministic names
+            )
         written = time.perf_counter()
-        files, rows, fallback = _staged_stats(stage)
-        if rows == 0:
-            raise ValueError(f"scoring {source.description.get('path')} produced no rows")
+        stats = _staged_stats(stage)
+        _check_output(stats, source, config, artifact.version)
         manifest = {
             "run_date": run_date,
-            "rows": rows,
-            "fallback_users": fallback,
-            "unknown_items_dropped": source.unknown_items,
+            "rows": stats.rows,
+            "fallback_users": stats.fallback,
+            "unknown_items_dropped": stats.unknown_items,
             "model_version": artifact.version,
             "model_source": artifact.source,
             "vocab_fingerprint": artifact.vocab_fingerprint,
             "input": {**source.description, "fingerprint": source.fingerprint, "users": source.users},
             "score": to_dict(config.score),
-            "files": files,
+            "files": stats.files,
             "timings": {"load_s": round(loaded - started, 3), "score_write_s": round(written - loaded, 3),
                         "total_s": round(time.perf_counter() - started, 3)},
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -246,8 +295,8 @@ def publish_scores(
         stage.abort()
         raise
     summary = ScoreSummary(
-        output=partition, run_date=run_date, model_version=artifact.version, rows=rows, fallback_users=fallback,
-        unknown_items=source.unknown_items, input_fingerprint=source.fingerprint,
+        output=partition, run_date=run_date, model_version=artifact.version, rows=stats.rows,
+        fallback_users=stats.fallback, unknown_items=stats.unknown_items, input_fingerprint=source.fingerprint,
         seconds=time.perf_counter() - started, manifest=manifest, examples=_examples(partition),
     )
     for line in summary.lines():

@@ -1,11 +1,12 @@
-"""Users' current histories for scoring, as a Ray Dataset of ``(user_id, items list<int32>)``.
+"""Users' current histories for scoring, as a Ray Dataset of ``(user_id, items list<int32>[, unknown])``.
 
 Two sources:
 
 * a prepared dataset (its vocabulary must be the model's: checked by fingerprint, never mapped);
   train users' ``items``, held-out users' ``fold_in + held_out``;
 * raw interactions in any supported format, mapped through the model's vocabulary: positives
-  (``value >= data.threshold``) of known items are kept, unknown items are dropped and counted,
+  (``value >= data.threshold``) of known items are kept, unknown items are dropped and counted
+  per user (``unknown``),
   optionally only interactions within ``window_days`` before the end of ``run_date`` (and so only
   users active in that window).
 """
@@ -17,7 +18,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -41,12 +42,9 @@ class ScoreInput:
     """A lazily read history dataset plus what the manifest reports about it."""
 
     dataset: ray.data.Dataset
-    users: int  # exact for raw input (counted), from meta for prepared input
+    users: int  # from meta for prepared input; an estimate for raw input (sizes blocks only)
     fingerprint: str
     description: dict[str, Any]
-    unknown_items: int = 0  # positive interactions with items outside the model's vocabulary
-    positives: int = 0  # positive interactions seen (raw input only)
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def detect_format(path: str, configured: str) -> str:
@@ -135,12 +133,14 @@ def _to_vocabulary(batch: pa.Table, item_ids: pa.Array, threshold: float, window
 def raw_input(
     path: str, input_format: str, artifact: ModelArtifact, config: Config, run_date: str
 ) -> ScoreInput:
-    """Group raw interactions into histories over the model's vocabulary (materialized: counts are exact).
+    """Group raw interactions into histories over the model's vocabulary, lazily (one streaming pass).
+
+    Each user's row carries ``unknown`` (positive interactions with items the model does not
+    know); the scorer passes it through as ``unknown_items`` so the totals, and the check that the
+    input is this model's catalogue, come from the written output before it is published.
 
     Raises:
-        DataError: unreadable input (names the file).
-        ValueError: no users in the window, or so many unknown items that the input cannot be
-            this model's catalogue (``score.max_unknown_fraction``).
+        DataError: unreadable input (names the file), raised when the job runs.
     """
     from ray.data.aggregate import Sum, Unique
 
@@ -160,25 +160,9 @@ def raw_input(
         grouped = mapped.groupby("user_id", num_partitions=partitions).aggregate(
             Unique(on="item_idx", ignore_nulls=True, alias_name="items"),
             Sum(on="unknown", alias_name="unknown"),
-            Sum(on="positive", alias_name="positive"),
-        ).materialize()
-    users = grouped.count()
-    where = f"{path} within {config.score.window_days} days before {run_date}" if window else path
-    if users == 0:
-        raise ValueError(f"no users to score in {where}")
-    unknown = int(grouped.sum("unknown") or 0)
-    positives = int(grouped.sum("positive") or 0)
-    if positives == 0:
-        raise ValueError(f"no positive interactions (value >= data.threshold={data.threshold}) in {where}")
-    if unknown / positives > config.score.max_unknown_fraction:
-        raise ckpt.CheckpointMismatchError(
-            f"{unknown:,} of {positives:,} positive interactions in {where} are items the model "
-            f"{artifact.version} does not know (> score.max_unknown_fraction={config.score.max_unknown_fraction}): "
-            "the input does not match the model's item vocabulary"
         )
-    logger.info("%s: %d users, %d positives, %d unknown items dropped", where, users, positives, unknown)
     description = {"format": input_format, "path": path, "threshold": data.threshold,
                    "window": {"days": config.score.window_days, "start": window[0], "end": window[1]} if window else None}
     digest = hashlib.sha256(json.dumps({"source": plan.fingerprint(), **description}, sort_keys=True).encode())
-    return ScoreInput(grouped.select_columns(["user_id", "items"]), users, digest.hexdigest(), description,
-                      unknown_items=unknown, positives=positives)
+    # The user count is unknown until the job runs; ~20 interactions per user only sizes blocks.
+    return ScoreInput(grouped, max(1, plan.estimated_rows // 20), digest.hexdigest(), description)

@@ -20,6 +20,7 @@ from raytrain.train import checkpoint as ckpt
 logger = logging.getLogger(__name__)
 
 HISTORY_COLUMN = "items"  # list<int32> of item_idx: what the scorer reads besides user_id
+UNKNOWN_COLUMN = "unknown"  # optional: the user's positive interactions with items the model does not know
 
 
 class InjectedScoringFailure(RuntimeError):
@@ -59,7 +60,8 @@ class TopNScorer:
     """Ray Data callable class: ``pa.Table(user_id, items) -> pa.Table`` of recommendations.
 
     Output columns: ``user_id, item_ids list<original id>, scores list<float32>, fallback bool,
-    model_version string`` (``run_date`` is the output partition, not a file column). Users with no known item get the most popular items
+    unknown_items int32, model_version string`` (``run_date`` is the output partition, not a file
+    column). Users with no known item get the most popular items
     (scores = popularity share) and ``fallback = True``: a VAE fed an empty row returns a fixed
     list that is not what it was trained to produce.
     """
@@ -110,10 +112,13 @@ class TopNScorer:
         flat_indices, _ = _ragged(indices, np.isfinite(scores))
         offsets_array = pa.array(offsets, type=pa.int32())
         rows = batch.num_rows
+        unknown = (batch.column(UNKNOWN_COLUMN).cast(pa.int32()) if UNKNOWN_COLUMN in batch.column_names
+                   else pa.array(np.zeros(rows, dtype=np.int32)))
         return pa.table({
             "user_id": batch.column("user_id"),
             "item_ids": pa.ListArray.from_arrays(offsets_array, self.item_ids.take(pa.array(flat_indices))),
             "scores": pa.ListArray.from_arrays(offsets_array, pa.array(flat_scores, type=pa.float32())),
             "fallback": pa.array(fallback, type=pa.bool_()),
+            "unknown_items": unknown,
             "model_version": pa.array([self.model_version] * rows, type=pa.string()),
         })

@@ -20,8 +20,8 @@ from model_runs import make_run_dir
 from raytrain.cli import run_main
 from raytrain.config import DataConfig, SyntheticConfig
 from raytrain.data.batches import list_column_to_csr
-from raytrain.partitions import read_manifest, read_partition
-from raytrain.score import score_users
+from raytrain.partitions import read_manifest
+from raytrain.score import read_recommendations, score_users
 from raytrain.score_inputs import window_bounds
 from raytrain.scorer import top_n
 from raytrain.store import ModelStore, load_model
@@ -76,7 +76,7 @@ def test_recommendations_match_in_process_model(prepared, run_dir, scored):
     assert table.num_rows == summary.rows == len(histories)
     assert set(table.column("run_date").to_pylist()) == {DATE}
     assert set(table.column("model_version").to_pylist()) == {summary.model_version}
-    assert not any(table.column("fallback").to_pylist())
+    assert not any(table.column("fallback").to_pylist()) and not any(table.column("unknown_items").to_pylist())
     manifest = read_manifest(str(output), "run_date", DATE)
     assert manifest["rows"] == summary.rows and manifest["model_version"] == summary.model_version
     assert manifest["input"]["fingerprint"] == summary.input_fingerprint and "total_s" in manifest["timings"]
@@ -160,11 +160,12 @@ def test_raw_input_is_mapped_through_the_vocabulary(prepared, run_dir, tmp_path)
     ids = _raw_events(prepared, tmp_path / "raw")
     summary = score_users(None, str(run_dir), str(tmp_path / "raw"), str(tmp_path / "recs"), DATE, input_format="parquet",
                           overrides=[*SETTINGS, "score.window_days=30", "data.timestamp_col=timestamp", "data.threshold=1"])
-    table = read_partition(str(tmp_path / "recs"), "run_date", DATE)
+    table = read_recommendations(str(tmp_path / "recs"), DATE)
     rows = {r["user_id"]: r for r in table.to_pylist()}
     assert "u3" not in rows and len(rows) == 42 == summary.rows
     assert summary.unknown_items == 3 and summary.fallback_users == 1
     assert rows["u2"]["fallback"] and rows["u2"]["item_ids"] == ids[:10]  # most popular first
+    assert (rows["u1"]["unknown_items"], rows["u2"]["unknown_items"], rows["u4"]["unknown_items"]) == (1, 2, 0)
     u1 = rows["u1"]
     assert not u1["fallback"] and not {ids[0], ids[5]} & set(u1["item_ids"])
     loaded = load_model(str(run_dir))
@@ -192,7 +193,7 @@ def test_cli_scores_from_a_store_alias(prepared, run_dir, tmp_path):
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "recommendations:" in done.stdout
-    table = read_partition(str(tmp_path / "recs"), "run_date", DATE)
+    table = read_recommendations(str(tmp_path / "recs"), DATE)
     assert table.num_rows == int(prepared.meta["users"]["test"])
     assert set(len(x) for x in table.column("item_ids").to_pylist()) == {5}
     assert set(table.column("model_version").to_pylist()) == {store.resolve("latest")}
