@@ -129,7 +129,7 @@ def main() -> None:
     parser.add_argument("--baseline-max-users", type=int, default=1_000_000, help="run the one-process baseline up to here")
     parser.add_argument("--items", type=int, default=20_000, help="synthetic items")
     parser.add_argument("--clusters", type=int, default=50, help="synthetic taste clusters")
-    parser.add_argument("--mean-items", type=float, default=40.0, help="mean raw interactions per user")
+    parser.add_argument("--mean-items", type=float, default=50.0, help="mean raw interactions per user (2M users: ~100M)")
     parser.add_argument("--blocks", type=int, default=16, help="synthetic generation tasks")
     parser.add_argument("--n-heldout", type=int, default=10_000, help="validation and test users each")
     parser.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray cluster (default: all)")
@@ -143,7 +143,7 @@ def main() -> None:
 
     import ray
 
-    ray.init(num_cpus=args.num_cpus, include_dashboard=False, logging_level="WARNING")
+    ray.init(address="local", num_cpus=args.num_cpus, include_dashboard=False, logging_level="WARNING")
     address = ray.get_runtime_context().gcs_address
     print(f"Ray: {ray.cluster_resources().get('CPU', 0):.0f} CPUs; items {args.items}, clusters {args.clusters}, "
           f"mean {args.mean_items:g} raw interactions/user, n_heldout {args.n_heldout}")

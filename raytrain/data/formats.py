@@ -59,6 +59,7 @@ class TextLayout:
     item_type: pa.DataType = pa.int64()
     quoted: bool = False
     description: str = ""
+    id_hint: str = ""  # appended to "is not an integer" when the id type was guessed
 
 
 def _ml_layout(file: InputFile) -> TextLayout:
@@ -108,8 +109,9 @@ def _csv_layout(file: InputFile, data: DataConfig, user_type: pa.DataType | None
             key = {"user_id": "user_col", "item_id": "item_col", "value": "value_col"}.get(canonical, "timestamp_col")
             raise DataError(f"{file.display}: no column {name!r} (data.{key}); the header has: {', '.join(header)}")
         columns[canonical] = header.index(name)
+    hint = " (ids looked like integers in the first lines; set data.id_dtype=string)" if data.id_dtype == "auto" else ""
     return TextLayout(delimiter, len(header), True, columns, user_type or pa.int64(), item_type or pa.int64(),
-                      quoted=True, description=delimiter.join(header))
+                      quoted=True, description=delimiter.join(header), id_hint=hint)
 
 
 def _sample_rows(file: InputFile, layout: TextLayout, n: int = 200) -> list[list[str]]:
@@ -130,8 +132,8 @@ def parse_delimited(chunk: Chunk, layout_fn: Callable[[InputFile], TextLayout]) 
         fields = [tp.unquote(f) for f in fields]
     cols = layout.columns
     out = {
-        "user_id": tp.to_id(fields[cols["user_id"]], "user id", layout.user_type, lines, rows),
-        "item_id": tp.to_id(fields[cols["item_id"]], "item id", layout.item_type, lines, rows),
+        "user_id": tp.to_id(fields[cols["user_id"]], "user id", layout.user_type, lines, rows, layout.id_hint),
+        "item_id": tp.to_id(fields[cols["item_id"]], "item id", layout.item_type, lines, rows, layout.id_hint),
         "value": (tp.to_float32(fields[cols["value"]], "value", lines, rows) if "value" in cols
                   else pa.array(np.ones(len(rows), dtype=np.float32))),
     }

@@ -82,9 +82,10 @@ def _check_pattern(values: pa.Array, pattern: str, name: str, kind: str, lines: 
         raise lines.error(rows[j], problem)
 
 
-def to_int64(values: pa.Array, name: str, lines: Lines, rows: np.ndarray, non_negative: bool = True) -> pa.Array:
+def to_int64(values: pa.Array, name: str, lines: Lines, rows: np.ndarray, non_negative: bool = True,
+             hint: str = "") -> pa.Array:
     """Integers (ids, timestamps); ids must also be non-negative."""
-    _check_pattern(values, INT_PATTERN, name, "an integer", lines, rows)
+    _check_pattern(values, INT_PATTERN, name, "an integer" + hint, lines, rows)
     try:
         ints = pc.cast(values, pa.int64())
     except pa.ArrowInvalid:
@@ -116,9 +117,9 @@ def to_float32(values: pa.Array, name: str, lines: Lines, rows: np.ndarray) -> p
     return floats
 
 
-def to_id(values: pa.Array, name: str, id_type: pa.DataType, lines: Lines, rows: np.ndarray) -> pa.Array:
+def to_id(values: pa.Array, name: str, id_type: pa.DataType, lines: Lines, rows: np.ndarray, hint: str = "") -> pa.Array:
     if pa.types.is_integer(id_type):
-        return to_int64(values, name, lines, rows)
+        return to_int64(values, name, lines, rows, hint=hint)
     return to_string_id(values, name, lines, rows)
 
 

@@ -143,3 +143,10 @@ def test_refuses_to_overwrite_an_unrelated_directory(tmp_path):
     with pytest.raises(DataError, match="is not empty and holds no prepared dataset"):
         prepare_dataset(DataConfig(path=ML100K, format="movielens"), str(tmp_path))
     assert (tmp_path / "precious.txt").read_text() == "keep me"
+
+
+def test_guessed_integer_ids_then_a_string_id(tmp_path):
+    rows = "".join(f"{u},{u % 7},1\n" for u in range(5000)) + "u5000,3,1\n"
+    path = write(tmp_path, "events.csv", "user_id,item_id,value\n" + rows)
+    assert read_error(path, format="csv") == (f"{path}: line 5002: user id 'u5000' is not an integer (ids looked like "
+                                              "integers in the first lines; set data.id_dtype=string)")
