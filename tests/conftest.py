@@ -1,23 +1,107 @@
-"""Shared fixtures: one real local Ray for the whole session (one Ray cluster per host)."""
+"""Shared fixtures: one real Ray cluster for the whole session, started like production.
+
+The head is started with ``ray start --head`` (dashboard and job server bound to 127.0.0.1, token
+authentication on), and the test process connects to it, so job-submission tests and in-process
+tests share one cluster (two local clusters on one host break Ray Train's placement-group cleaner).
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
-import ray
+
+# Token auth must be on before Ray is imported: Ray reads its auth mode when it loads its config.
+os.environ["RAY_AUTH_MODE"] = "token"
+os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+os.environ.pop("RAY_ADDRESS", None)
+
+import ray  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+ML100K = REPO.parent / "shared" / "data" / "ml-100k" / "ratings.csv"
+RAY_CLI = str(Path(sys.executable).parent / "ray")
+
+
+@dataclass(frozen=True)
+class RayCluster:
+    address: str  # GCS address for ray.init / RAY_ADDRESS
+    dashboard_url: str  # job server (http://127.0.0.1:PORT)
+    env: dict  # environment for subprocesses that talk to the cluster (token included)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _start_head(tmp: Path) -> tuple[subprocess.Popen, RayCluster]:
+    port, dashboard_port = _free_port(), _free_port()
+    env = {
+        **os.environ,
+        # Jobs run `python ...`: make that the interpreter running the tests.
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "300",
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
+    log = open(tmp / "ray-head.log", "w")
+    head = subprocess.Popen(
+        [RAY_CLI, "start", "--head", "--block", "--num-cpus=2", f"--port={port}",
+         "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}", "--include-dashboard=true",
+         "--disable-usage-stats"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    cluster = RayCluster(f"127.0.0.1:{port}", f"http://127.0.0.1:{dashboard_port}", env)
+    return head, cluster
 
 
 @pytest.fixture(scope="session")
-def ray_session():
-    """A 2-CPU local Ray, started once and shut down at the end; an already running one is reused."""
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True, logging_level=logging.WARNING)
+def ray_cluster(tmp_path_factory):
+    """The session's Ray cluster (token auth, dashboard on loopback); the test process is connected."""
+    tmp = tmp_path_factory.mktemp("ray-head")
+    head, cluster = _start_head(tmp)
+    deadline = time.time() + 120
+    while True:
+        try:
+            ray.init(address=cluster.address, logging_level=logging.WARNING)
+            break
+        except Exception:  # noqa: BLE001 - not up yet
+            if head.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"ray head did not start: {(tmp / 'ray-head.log').read_text()[-3000:]}") from None
+            time.sleep(1)
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.enable_operator_progress_bars = False
     context.print_on_execution_start = False
+    yield cluster
+    ray.shutdown()
+    head.terminate()  # `ray start --block` stops the processes it started
+    try:
+        head.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        head.kill()
+
+
+@pytest.fixture(scope="session")
+def ray_session(ray_cluster):
+    """Tests that need Ray running (the connected session cluster)."""
     yield
-    if started:
-        ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def ml100k_prepared(ray_session, tmp_path_factory):
+    """MovieLens-100K prepared once per session (threshold 4, min 5 items, 100 held-out users per split)."""
+    from raytrain.config import DataConfig
+    from raytrain.data.prepare import prepare_dataset
+
+    data = DataConfig(format="movielens", path=str(ML100K), threshold=4, min_items_per_user=5, n_heldout=100, seed=1)
+    return prepare_dataset(data, str(tmp_path_factory.mktemp("ml100k") / "prepared"))

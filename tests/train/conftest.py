@@ -1,4 +1,4 @@
-"""Fixtures for Ray Train tests: ml-100k prepared once per session, a small fast model config."""
+"""Fixtures for Ray Train tests: a small, fast model config on ml-100k (prepared in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -6,17 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from raytrain.config import DataConfig, load_config
-from raytrain.data.prepare import prepare_dataset
+from raytrain.config import load_config
 
 REPO = Path(__file__).resolve().parents[2]
-ML100K = REPO.parent / "shared" / "data" / "ml-100k" / "ratings.csv"
-
-
-@pytest.fixture(scope="session")
-def ml100k_prepared(ray_session, tmp_path_factory):
-    data = DataConfig(format="movielens", path=str(ML100K), threshold=4, min_items_per_user=5, n_heldout=100, seed=1)
-    return prepare_dataset(data, str(tmp_path_factory.mktemp("ml100k") / "prepared"))
 
 
 @pytest.fixture(scope="session")
