@@ -7,13 +7,15 @@ Each size is prepared by a fresh driver process connected to one local Ray clust
 peak RSS" is that driver's own ru_maxrss (generation, shuffle and writes run in Ray workers).
 The baseline runs the same steps in one process (pyarrow generation, pandas positives / dedupe /
 filters / vocabulary, numpy fold-in/held-out lists, one Parquet file per split) on the sizes up
-to --baseline-max-users; the two must agree on every count, which the script checks.
+to --baseline-max-users; the two must agree on every count, which the script checks. "load" is
+the host's 1-minute load average after each size: other work on the machine skews the timings.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -148,7 +150,7 @@ def main() -> None:
     print(f"Ray: {ray.cluster_resources().get('CPU', 0):.0f} CPUs; items {args.items}, clusters {args.clusters}, "
           f"mean {args.mean_items:g} raw interactions/user, n_heldout {args.n_heldout}")
     header = (f"{'users':>9} {'raw inter.':>11} {'wall s':>8} {'inter./s':>10} {'driver MB':>9} "
-              f"{'time x':>7} {'rss x':>6} {'1-proc s':>9} {'1-proc MB':>9} {'ray/1-proc':>10}")
+              f"{'time x':>7} {'rss x':>6} {'1-proc s':>9} {'1-proc MB':>9} {'ray/1-proc':>10} {'load':>5}")
     print(header)
     previous = None
     try:
@@ -163,7 +165,7 @@ def main() -> None:
             versus = (f"{base['seconds']:9.1f} {base['rss_mb']:9.0f} {result['seconds'] / base['seconds']:10.2f}"
                       if base else f"{'-':>9} {'-':>9} {'-':>10}")
             print(f"{users:>9,} {result['raw']:>11,} {result['seconds']:8.1f} {result['raw'] / result['seconds']:>10,.0f} "
-                  f"{result['rss_mb']:9.0f} {growth} {versus}", flush=True)
+                  f"{result['rss_mb']:9.0f} {growth} {versus} {os.getloadavg()[0]:5.1f}", flush=True)
             previous = result
     finally:
         ray.shutdown()
