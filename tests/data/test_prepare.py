@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from raytrain.config import DataConfig
+from raytrain.config import DataConfig, to_dict
 from raytrain.data.files import DataError
 from raytrain.data.prepare import prepare_dataset
 from raytrain.data.prepared import SPLITS, PreparedDataset, vocab_fingerprint
@@ -21,8 +21,10 @@ CONFIG = DataConfig(path=ML100K, format="movielens", threshold=4, min_items_per_
 
 
 @pytest.fixture(scope="module")
-def prepared(ray_session, tmp_path_factory) -> PreparedDataset:
-    return prepare_dataset(CONFIG, str(tmp_path_factory.mktemp("ml100k") / "prepared"))
+def prepared(ml100k_prepared) -> PreparedDataset:
+    """The session's MovieLens-100K preparation (tests/conftest.py), made with exactly CONFIG."""
+    assert ml100k_prepared.meta["params"] == to_dict(CONFIG)
+    return ml100k_prepared
 
 
 @pytest.fixture(scope="module")
