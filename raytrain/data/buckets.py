@@ -200,7 +200,10 @@ def _list_sizes(column: pa.ChunkedArray | pa.Array) -> int:
 
 def write_splits(batch: pa.Table, work: Place, output: Place, schema: pa.Schema, vocab_ids: pa.Array,
                  seed: int, cuts: tuple[Key, Key], fraction: float) -> pa.Table:
-    """Map items to their vocabulary index, build per-user lists, write train/val/test for one bucket."""
+    """Map items to their vocabulary index, build per-user lists, write train/val/test for one bucket.
+
+    A held-out user left with no vocabulary item has no row (nothing to fold in or to score).
+    """
     bucket = batch["task"][0].as_py()
     table = work.read("filtered", bucket, schema)
     codes, run, users = _user_split_per_row(table, seed, cuts)
