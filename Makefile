@@ -14,9 +14,12 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
-# The main job end to end on the embedded default data (synthetic), local Ray.
+# The main job end to end on the embedded default data (synthetic), local Ray:
+# prepare -> train -> test report, then tonight's top-N for every user from the trained model.
 run: $(VENV)/.installed
-	$(PY) jobs/train_pia.py --output-dir $(RUN_DIR)
+	$(PY) jobs/train_pia.py --output-dir $(RUN_DIR) --resume=auto
+	$(PY) jobs/score_users.py --model $(RUN_DIR) --input $(RUN_DIR)/prepared \
+		--output $(RUN_DIR)/recommendations --run-date $$(date -u +%F) --top-n 20
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q tests

@@ -107,6 +107,7 @@ class ScalingSettings:
     use_gpu: bool = False
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 1.0
+    read_cpus: float = 0.25  # CPU per Ray Data read task feeding the workers (reads are light)
 
 
 @dataclass(frozen=True)

@@ -140,9 +140,9 @@ def build_tuner(config: Config, prepared: PreparedDataset, paths: SweepPaths, re
             metric=SCORE_METRIC,
             mode="max",
             scheduler=scheduler,
-            search_alg=BasicVariantGenerator(random_state=settings.seed),
+            # The limit goes on the generator: Tune ignores max_concurrent_trials for one passed in.
+            search_alg=BasicVariantGenerator(random_state=settings.seed, max_concurrent=max_concurrent_trials(config)),
             num_samples=settings.num_samples,
-            max_concurrent_trials=max_concurrent_trials(config),
         ),
         run_config=tune.RunConfig(
             name=paths.name,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -69,6 +70,32 @@ def ray_cluster(tmp_path_factory):
     """The session's Ray cluster (token auth, dashboard on loopback); the test process is connected."""
     tmp = tmp_path_factory.mktemp("ray-head")
     head, cluster = _start_head(tmp)
+    try:
+        _connect(head, cluster, tmp)
+        yield cluster
+    finally:
+        ray.shutdown()
+        _stop_head(head)
+
+
+def _stop_head(head: subprocess.Popen) -> None:
+    """Stop every process of the head's session (raylet, GCS, dashboard, workers): SIGTERM, then SIGKILL."""
+    for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(head.pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.time() + wait
+        while time.time() < deadline:
+            head.poll()  # reap the head so a zombie does not keep its group alive
+            try:
+                os.killpg(head.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.5)
+
+
+def _connect(head: subprocess.Popen, cluster: RayCluster, tmp: Path) -> None:
     deadline = time.time() + 120
     while True:
         try:
@@ -82,13 +109,6 @@ def ray_cluster(tmp_path_factory):
     context.enable_progress_bars = False
     context.enable_operator_progress_bars = False
     context.print_on_execution_start = False
-    yield cluster
-    ray.shutdown()
-    head.terminate()  # `ray start --block` stops the processes it started
-    try:
-        head.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        head.kill()
 
 
 @pytest.fixture(scope="session")

@@ -97,7 +97,9 @@ class PreparedDataset:
         paths = [storage.resolve(p)[1] for p in self.split_paths(split)]
         return pa.concat_tables([pq.read_table(p, filesystem=fs) for p in paths])
 
-    def ray_dataset(self, split: str) -> "ray.data.Dataset":  # noqa: F821
+    def ray_dataset(self, split: str, read_cpus: float | None = None) -> "ray.data.Dataset":  # noqa: F821
+        """Stream a split with Ray Data; ``read_cpus`` (fractional allowed) is each read task's CPU
+        request, so reads still fit beside training workers that hold most of a node's CPUs."""
         import ray.data
 
-        return ray.data.read_parquet(self.split_paths(split))
+        return ray.data.read_parquet(self.split_paths(split), num_cpus=read_cpus)

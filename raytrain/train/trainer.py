@@ -96,7 +96,7 @@ def build_trainer(
         train_loop_config=plan.to_dict(),
         torch_config=torch_config(config),
         scaling_config=scaling_config(config),
-        datasets={"train": prepared.ray_dataset("train")},
+        datasets={"train": prepared.ray_dataset("train", read_cpus=config.scaling.read_cpus)},
         dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
         run_config=RunConfig(
             name=name,
