@@ -1,6 +1,6 @@
 """How preparation scales: synthetic data at doubling user counts, Ray Data vs one process.
 
-    python benchmarks/prepare_scale.py                                   # 250k .. 2M users (~10 min on 2 cores)
+    python benchmarks/prepare_scale.py       # 250k .. 2M users, ~100M raw interactions at 2M (6-12 min on 2 busy cores)
     python benchmarks/prepare_scale.py --users 125000 250000 500000 --baseline-max-users 500000
 
 Each size is prepared by a fresh driver process connected to one local Ray cluster, so "driver
