@@ -2,17 +2,17 @@
 
 Fast and Ray-free. Parses every YAML under cluster/ and configs/, checks that entrypoints name scripts,
 flags and configs that exist, that each cluster has the GPUs and CPUs its job's config asks for, that no
-dashboard is published and that Ray token auth is on everywhere; runs the two schedule scripts against
-fakes (kubectl, python) to check their idempotency logic.
+dashboard is published and that Ray token auth is on everywhere, that scheduled training resumes its run
+(--resume=auto); runs the schedule script against a fake kubectl to check its idempotency logic.
 """
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import shlex
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -110,10 +110,8 @@ def launcher_groups() -> list[dict[str, float]]:
 def parse_entrypoint(entrypoint: str) -> tuple[str, list[str], dict[str, str | bool], list[str]]:
     """(script relative to the repo, raw arguments, --flags, key=value overrides) of an entrypoint."""
     tokens = [t.removeprefix(IMAGE_REPO) for t in shlex.split(rendered(entrypoint))]
-    assert tokens[0] in ("python", "bash"), f"entrypoint should run python or bash, got {tokens[0]!r}"
+    assert tokens[0] == "python", f"entrypoint should run python, got {tokens[0]!r}"
     script, args = tokens[1], tokens[2:]
-    if script == "cluster/scripts/train_or_resume.sh":
-        script = "jobs/train_pia.py"
     flags: dict[str, str | bool] = {}
     overrides: list[str] = []
     i = 0
@@ -235,9 +233,38 @@ def test_entrypoint_names_real_script_flags_and_config(where, doc, spec):
     assert (REPO / annotated).is_file(), f"{where}: no config {annotated}"
     assert flags.get("--config", annotated) == annotated, f"{where}: annotation and --config differ"
     job_config(doc, flags, overrides)  # loads: keys and values are valid
-    if "train_or_resume.sh" in spec["entrypoint"]:
+    if "--resume" in flags:
+        assert flags["--resume"] in (True, "auto"), f"{where}: --resume takes no value or =auto"
         assert {"--storage-path", "--name"} <= set(flags), f"{where}: a resumable run needs --storage-path and --name"
         assert str(flags["--storage-path"]).startswith("s3://"), f"{where}: checkpoints must outlive the cluster"
+
+
+def scheduled_training_jobs() -> list[Any]:
+    return [job for job in ray_jobs()
+            if job.values[1]["metadata"].get("labels", {}).get("raytrain.io/schedule", "").startswith("train")]
+
+
+def option_choices(script: Path, flag: str) -> list[Any]:
+    """The ``choices`` of ``parser.add_argument(flag, ...)`` in a job script, read from its source."""
+    for node in ast.walk(ast.parse(script.read_text())):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "add_argument" and node.args \
+                and isinstance(node.args[0], ast.Constant) and node.args[0].value == flag:
+            return next((ast.literal_eval(k.value) for k in node.keywords if k.arg == "choices"), [])
+    raise AssertionError(f"{script.name} has no {flag} option")
+
+
+def test_both_weekly_training_schedules_are_checked():
+    assert {job.values[0].split(":")[0] for job in scheduled_training_jobs()} == {
+        "rayjob-train-weekly.yaml", "raycronjob-weekly.yaml"}
+
+
+@pytest.mark.parametrize("where, doc, spec", scheduled_training_jobs())
+def test_scheduled_training_resumes_its_run(where, doc, spec):
+    """A retry of a scheduled run (same --name) continues its checkpoints; its first attempt starts it."""
+    script, _, flags, _ = parse_entrypoint(spec["entrypoint"])
+    assert script == "jobs/train_pia.py", where
+    assert flags.get("--resume") == "auto", f"{where}: a scheduled training run needs --resume=auto"
+    assert "auto" in option_choices(REPO / script, "--resume"), f"{script} does not accept --resume=auto"
 
 
 def test_shipped_scripts_and_paths_referenced_anywhere_exist():
@@ -388,22 +415,6 @@ def _executable(path: Path, text: str) -> Path:
     path.write_text(text)
     path.chmod(0o755)
     return path
-
-
-def test_train_or_resume_adds_resume_only_for_an_existing_run(tmp_path):
-    fake = _executable(tmp_path / "python", f'#!/bin/sh\n[ "$1" = -c ] && exec {sys.executable} "$@"\necho "$@"\n')
-    (tmp_path / "ckpt" / "pia-old").mkdir(parents=True)
-    script = str(CLUSTER / "scripts" / "train_or_resume.sh")
-
-    def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["bash", script, *args], env={**os.environ, "PYTHON": str(fake)}, capture_output=True, text=True)
-
-    old = run("--config", "c.yaml", "--storage-path", str(tmp_path / "ckpt"), "--name", "pia-old", "a=1")
-    new = run("--config", "c.yaml", f"--storage-path={tmp_path / 'ckpt'}", "--name=pia-new")
-    assert old.returncode == 0 and old.stdout.split()[-3:] == ["pia-old", "a=1", "--resume"]
-    assert new.returncode == 0 and "--resume" not in new.stdout and new.stdout.split()[0].endswith("jobs/train_pia.py")
-    assert run("--config", "c.yaml").returncode == 2  # no run identity: refuse rather than guess
-    assert run("--storage-path", "nosuchscheme://x", "--name", "n").returncode != 0  # failed check: stop
 
 
 FAKE_KUBECTL = """#!/bin/sh
