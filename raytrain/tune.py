@@ -103,10 +103,11 @@ def max_concurrent_trials(config: Config) -> int:
     if scaling.use_gpu:
         per_trial = scaling.num_workers * scaling.gpus_per_worker
         return max(1, int(resources.get("GPU", 0) // per_trial))
-    # Keep CPU for Ray Data's read tasks (a quarter, at least half a CPU), or the workers starve them.
+    # Keep CPU for Ray Data or the workers starve it: its file-listing task always asks for a
+    # whole CPU, and the read tasks (scaling.read_cpus each) need room beside it.
     cpus = resources.get("CPU", 1.0)
     per_trial = scaling.num_workers * scaling.cpus_per_worker + TRIAL_DRIVER_CPU
-    return max(1, int(math.floor((cpus - max(0.5, 0.25 * cpus)) / per_trial)))
+    return max(1, int(math.floor((cpus - max(1.0 + scaling.read_cpus, 0.25 * cpus)) / per_trial)))
 
 
 def _trainable(config: Config, prepared: PreparedDataset, paths: SweepPaths):

@@ -99,7 +99,10 @@ def _connect(head: subprocess.Popen, cluster: RayCluster, tmp: Path) -> None:
     deadline = time.time() + 120
     while True:
         try:
-            ray.init(address=cluster.address, logging_level=logging.WARNING)
+            # Workers get the address too: Train's placement-group cleaner finds the cluster through
+            # it, and guesses wrong (leaking an ASHA-stopped trial's resources) when a host runs more.
+            ray.init(address=cluster.address, logging_level=logging.WARNING,
+                     runtime_env={"env_vars": {"RAY_ADDRESS": cluster.address}})
             break
         except Exception:  # noqa: BLE001 - not up yet
             if head.poll() is not None or time.time() > deadline:
