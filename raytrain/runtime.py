@@ -28,6 +28,7 @@ def ensure_ray(num_cpus: int | None = None, resources: dict[str, float] | None =
     # instance; clusters set it on their nodes. An unschedulable run fails after this, not never.
     os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "300")
     ray.init(
+        address="local",  # a new instance, never whatever cluster another program left running
         num_cpus=num_cpus,
         resources=resources,
         include_dashboard=False,
