@@ -6,6 +6,7 @@ Ray Train: dataset shards, the process group, all-reduces, checkpoints and ``ray
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import os
@@ -131,7 +132,7 @@ def _maybe_inject_fault(config: Config, plan: WorkerPlan, epoch: int, rank: int,
 
 def _train_batches(shard: Any, n_items: int, batch_size: int, config: Config, epoch: int, rank: int):
     """A factory of fresh passes over this rank's shard (RecVAE makes several passes per epoch)."""
-    passes = iter(range(1_000_000))
+    passes = itertools.count()
 
     def make() -> Iterator[torch.Tensor]:
         seed = config.train.seed * 1_000_003 + epoch * 1009 + rank * 17 + next(passes)
