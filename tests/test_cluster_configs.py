@@ -268,7 +268,7 @@ def test_scheduled_training_resumes_its_run(where, doc, spec):
 
 
 def test_shipped_scripts_and_paths_referenced_anywhere_exist():
-    files = [p for p in CLUSTER.rglob("*") if p.is_file()] + CONFIG_YAML + [REPO / "docs" / "OPERATING.md"]
+    files = [p for p in CLUSTER.rglob("*") if p.is_file()] + CONFIG_YAML + [REPO / "README.md"]
     pattern = r"\b(?:jobs/\w+\.py|configs/[\w.-]+\.yaml|(?:cluster|docs)/[\w./-]+\.(?:yaml|sh|md)|cluster/docker/Dockerfile)\b"
     for text in (p.read_text() for p in files if p.is_file()):
         for ref in set(re.findall(pattern, text)):
