@@ -68,16 +68,15 @@ def test_best_config_retrains_to_the_reported_score(sweep, tmp_path):
 
 
 def _trial_states(experiment: Path) -> dict[str, str]:
-    states = {}
-    for state_file in experiment.glob("experiment_state-*.json"):
-        try:
-            data = json.loads(state_file.read_text())
-        except ValueError:
-            continue  # being written
-        for trial_json, _ in data.get("trial_data", []):
-            trial = json.loads(trial_json)
-            states[trial["trial_id"]] = trial["status"]
-    return states
+    """Trial statuses in the newest experiment state (a restored sweep writes a new file)."""
+    files = sorted(experiment.glob("experiment_state-*.json"))  # names carry a sortable timestamp
+    if not files:
+        return {}
+    try:
+        data = json.loads(files[-1].read_text())
+    except ValueError:
+        return {}  # being written
+    return {json.loads(t)["trial_id"]: json.loads(t)["status"] for t, _ in data.get("trial_data", [])}
 
 
 def test_interrupted_sweep_resumes_without_rerunning_finished_trials(ml100k_prepared, tmp_path):

@@ -29,7 +29,8 @@ def read_table(path: str, **config) -> pa.Table:
 
 def read_path(path: str, **config) -> pd.DataFrame:
     frame = read_table(path, **config).to_pandas()
-    return frame.sort_values(["user_id", "item_id"], kind="stable").reset_index(drop=True)
+    # Every column: a file may hold one (user, item) pair twice, and blocks may come back in any order.
+    return frame.sort_values(list(frame.columns), kind="stable").reset_index(drop=True)
 
 
 def test_movielens_u_data_tab_separated(tmp_path):
