@@ -43,3 +43,4 @@ def quiet_ray_data() -> None:
     context = DataContext.get_current()
     context.enable_progress_bars = False
     context.enable_operator_progress_bars = False
+    context.print_on_execution_start = False  # else every epoch's re-read logs its plan
