@@ -10,6 +10,7 @@ import copy
 import logging
 import math
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import pyarrow as pa
 import torch
@@ -92,7 +93,7 @@ def fit(
     result = FitResult(model, state)
     for epoch in range(config.train.epochs):
 
-        def make_batches(epoch: int = epoch) -> object:
+        def make_batches(epoch: int = epoch) -> Iterator[torch.Tensor]:
             return train_batches(train, n_items, batch_size, seed=config.train.seed * 10_007 + epoch)
 
         stats = train_epoch(model, optimizers, make_batches, state, config, total_updates, "cpu")
