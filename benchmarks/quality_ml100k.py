@@ -4,7 +4,7 @@
 
 For each split seed: prepare the data (threshold 4, >= 5 items per user, 100 validation and
 100 test users), fit popularity and EASE (lambda picked on validation), train every variant in
-this process with the best epoch chosen on validation NDCG@100, and report test NDCG@100,
+plain processes (no Ray; --jobs in parallel) with the best epoch chosen on validation NDCG@100, and report test NDCG@100,
 Recall@20, Recall@50 per seed and as mean +- std, the paired PIA - Multi-VAE difference and
 the mask-variance diagnostic of Prop. 3.2 (test users, K = 8 masks). Measured table:
 benchmarks/quality_ml100k.md.
