@@ -57,8 +57,9 @@ def prepare_splits(seeds: list[int], work_dir: Path) -> dict[int, str]:
         import ray
 
         from raytrain.data.prepare import prepare_dataset
+        from raytrain.runtime import ensure_ray
 
-        ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, ignore_reinit_error=True)
+        ensure_ray(num_cpus=2)  # a local instance of its own (or RAY_ADDRESS's cluster)
         for seed in missing:
             data = DataConfig(format="movielens", path=str(DATA), threshold=4, min_items_per_user=5,
                               n_heldout=100, seed=seed)

@@ -95,7 +95,8 @@ class TrainConfig:
     seed: int = 1
     eval_every: int = 1
     bf16: bool = False  # bf16 autocast (GPU only; ignored on CPU)
-    shuffle_buffer: int = 0  # local shuffle buffer in rows (0: block-order shuffle only)
+    shuffle_buffer: int = 10_000  # rows each worker shuffles locally per epoch (0: block order only)
+    cache_train: bool = True  # materialize the train split in the object store once (False: re-read per epoch)
     num_checkpoints_to_keep: int = 2
     max_failures: int = 2
     fail_at_epoch: int = -1  # fault injection for tests: rank 1 exits once after this epoch
@@ -312,6 +313,7 @@ def validate(config: Config) -> None:
         (0.0 < config.train.anneal_fraction <= 1.0 or config.train.anneal_fraction == 0.0,
          "train.anneal_fraction must be in [0, 1] (0: beta is at its cap from the start)"),
         (config.train.eval_every >= 1, "train.eval_every must be >= 1"),
+        (config.train.shuffle_buffer >= 0, "train.shuffle_buffer must be >= 0 (0: block order only)"),
         (config.scaling.num_workers >= 1, "scaling.num_workers must be >= 1"),
         (config.scaling.cpus_per_worker > 0, "scaling.cpus_per_worker must be > 0"),
         (config.data.n_heldout > 0, "data.n_heldout must be > 0 (a count >= 1 or a fraction < 1)"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 
 import ray
 
@@ -27,13 +28,28 @@ def ensure_ray(num_cpus: int | None = None, resources: dict[str, float] | None =
     # Read by the Train controller, which inherits this process's environment only on a local
     # instance; clusters set it on their nodes. An unschedulable run fails after this, not never.
     os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "300")
+    # Ray Train's placement-group cleaner frees a run's CPUs when its controller is killed (Tune
+    # stopping a trial) and finds the controller through the state API, i.e. the dashboard at
+    # RAY_API_SERVER_ADDRESS, else a guessed cluster (a stale /tmp/ray/ray_current_cluster). Without
+    # a dashboard it can never free them: each stopped trial leaked its CPUs until a sweep hung.
+    # The local instance's processes inherit this environment, so name our dashboard here.
+    dashboard_port = _free_port()
+    os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{dashboard_port}"
     ray.init(
         address="local",  # a new instance, never whatever cluster another program left running
         num_cpus=num_cpus,
         resources=resources,
-        include_dashboard=False,
+        include_dashboard=True,
+        dashboard_host="127.0.0.1",
+        dashboard_port=dashboard_port,
         configure_logging=False,
     )
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def quiet_ray_data() -> None:

@@ -10,6 +10,7 @@ import math
 import warnings
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -105,9 +106,17 @@ class SparseLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Args: x: CSR or dense ``(B, in_features)``. Returns: dense ``(B, out_features)``."""
-        # Sparse CSR addmm has no bf16/fp16 kernels on CPU: keep this product in float32.
+        # Keep this product in float32: sparse kernels lack bf16/fp16 on CPU.
         with torch.autocast(device_type=x.device.type, enabled=False):
-            return torch.addmm(self.bias, x.float(), self.weight)
+            if x.layout != torch.sparse_csr:
+                return torch.addmm(self.bias, x.float(), self.weight)
+            # embedding_bag over the CSR arrays: a weighted row gather forward and a scatter
+            # backward; measured 8.1 vs 14.6 ms (forward + backward) for CSR addmm, whose
+            # weight gradient transposes the batch (500 users x 6k items, 600 units, 1 thread).
+            return self.bias + F.embedding_bag(
+                x.col_indices(), self.weight, x.crow_indices(), mode="sum",
+                per_sample_weights=x.values().float(), include_last_offset=True,
+            )
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}"

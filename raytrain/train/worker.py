@@ -195,9 +195,9 @@ def train_loop_per_worker(plan_dict: dict[str, Any]) -> list[dict[str, float]]:
     model = build_model(config.model, plan.n_items).to(device)
     optimizers = make_optimizers(model, config)
     state, history = _restore(model, optimizers, plan, config)
-    model = ray.train.torch.prepare_model(
-        model, move_to_device=False, parallel_strategy_kwargs={"find_unused_parameters": config.model.name == "recvae"}
-    )
+    # Every trainable parameter gets a gradient in every backward, RecVAE's alternating passes included
+    # (tests/train/test_loop_ddp.py), so DDP needs no unused-parameter search.
+    model = ray.train.torch.prepare_model(model, move_to_device=False)
 
     prepared = PreparedDataset.open(plan.prepared_path)
     val_table = _eval_slice(prepared, "val", rank, world)

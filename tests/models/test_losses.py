@@ -14,6 +14,7 @@ from raytrain.models.losses import (
     total_loss,
 )
 from raytrain.models.anchors import ItemAnchors
+from raytrain.models.sparse import csr_tensor
 from raytrain.models.recommender import ModelOutput
 from raytrain.models.recvae import PRIOR_WEIGHTS, WIDE_PRIOR_LOGVAR, composite_prior_log_density
 
@@ -134,3 +135,32 @@ def test_total_loss_combines_terms_and_uses_gamma_times_history_size_for_recvae(
     kl = composite_prior_kl(mu, mu, logvar, torch.zeros_like(mu), torch.zeros_like(mu))
     expected = (multinomial_nll(logits, x) + 0.01 * x.sum(1) * kl).mean()
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("index_dtype", [torch.int32, torch.int64])
+def test_anchor_statistics_and_gradients_equal_a_dense_reference(index_dtype):
+    """The embedding_bag forward and the hand-written backward of the squared-norm term match
+    dense autograd, with non-unit weights, an empty row and both CSR index widths."""
+    torch.manual_seed(3)
+    anchors = ItemAnchors(n_items=9, latent_dim=4)
+    dense = torch.zeros(4, 9)
+    dense[0, [1, 4, 8]] = torch.tensor([1.0, 2.0, 0.5])
+    dense[2, [0, 1]] = 1.0
+    dense[3, 8] = 3.0  # row 1 stays empty
+    csr = dense.to_sparse_csr()
+    x = csr_tensor(csr.crow_indices().to(index_dtype), csr.col_indices().to(index_dtype), csr.values(),
+                   tuple(csr.shape))
+    grad_c, grad_m = torch.randn(4, 4), torch.randn(4)
+
+    centroid, mean_sq = anchors.statistics(x)
+    ((centroid * grad_c).sum() + (mean_sq * grad_m).sum()).backward()
+    got = anchors.weight.grad.clone()
+
+    weight = anchors.weight.detach().clone().requires_grad_(True)
+    counts = dense.sum(-1).clamp_min(1.0)
+    ref_c = dense @ weight / counts[:, None]
+    ref_m = dense @ weight.pow(2).sum(-1) / counts
+    ((ref_c * grad_c).sum() + (ref_m * grad_m).sum()).backward()
+    assert torch.allclose(centroid, ref_c, atol=1e-6) and torch.allclose(mean_sq, ref_m, atol=1e-5)
+    assert centroid[1].abs().sum() == 0 and mean_sq[1] == 0
+    assert torch.allclose(got, weight.grad, atol=1e-5)
