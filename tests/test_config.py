@@ -67,6 +67,17 @@ def test_round_trip_through_dict_and_yaml(tmp_path):
     assert isinstance(Config(), Config)
 
 
+def test_exponent_floats_without_a_dot_are_numbers(tmp_path):
+    """YAML 1.1 reads ``5e-4`` as a string; Tune writes a trial's lr 1e-7 as ``1e-07``."""
+    path = tmp_path / "lr.yaml"
+    path.write_text("train:\n  lr: 5e-4\n")
+    assert load_config(path).train.lr == 5e-4
+    config = load_config(None, ["train.lr=1e-07", "tune.lrs=[1e-3, 5e-4]"])
+    assert config.train.lr == 1e-7 and config.tune.lrs == (1e-3, 5e-4)
+    with pytest.raises(ConfigError, match="expected a number"):
+        load_config(None, ["train.lr=fast"])
+
+
 @pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_config_loads(path):
     config = load_config(path)
