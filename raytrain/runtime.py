@@ -33,7 +33,7 @@ def ensure_ray(num_cpus: int | None = None, resources: dict[str, float] | None =
     # RAY_API_SERVER_ADDRESS, else a guessed cluster (a stale /tmp/ray/ray_current_cluster). Without
     # a dashboard it can never free them: each stopped trial leaked its CPUs until a sweep hung.
     # The local instance's processes inherit this environment, so name our dashboard here.
-    dashboard_port = _free_port()
+    dashboard_port = free_port()
     os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{dashboard_port}"
     ray.init(
         address="local",  # a new instance, never whatever cluster another program left running
@@ -46,7 +46,8 @@ def ensure_ray(num_cpus: int | None = None, resources: dict[str, float] | None =
     )
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now (the OS picks it)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]

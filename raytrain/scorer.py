@@ -15,6 +15,7 @@ import pyarrow as pa
 import torch
 
 from raytrain.data.batches import list_column_to_csr
+from raytrain.models.sparse import row_indices
 from raytrain.train import checkpoint as ckpt
 
 logger = logging.getLogger(__name__)
@@ -42,10 +43,7 @@ def top_n(model: torch.nn.Module, x: torch.Tensor, n: int) -> tuple[torch.Tensor
     """
     with torch.inference_mode():
         logits = model(x).logits.float()
-        rows = torch.repeat_interleave(
-            torch.arange(x.shape[0], device=logits.device), (x.crow_indices()[1:] - x.crow_indices()[:-1]).long()
-        )
-        logits[rows, x.col_indices().long()] = float("-inf")
+        logits[row_indices(x), x.col_indices().long()] = float("-inf")
         n = min(n, logits.shape[1])
         if logits.device.type != "cpu" or n == logits.shape[1]:
             return torch.topk(logits, k=n, dim=1, sorted=True)

@@ -11,7 +11,6 @@ import logging
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,8 @@ os.environ.pop("RAY_ADDRESS", None)
 
 import ray  # noqa: E402
 
+from raytrain.runtime import free_port  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 ML100K = REPO.parent / "shared" / "data" / "ml-100k" / "ratings.csv"
 RAY_CLI = str(Path(sys.executable).parent / "ray")
@@ -39,14 +40,8 @@ class RayCluster:
     env: dict  # environment for subprocesses that talk to the cluster (token included)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _start_head(tmp: Path) -> tuple[subprocess.Popen, RayCluster]:
-    port, dashboard_port = _free_port(), _free_port()
+    port, dashboard_port = free_port(), free_port()
     env = {
         **os.environ,
         # Jobs run `python ...`: make that the interpreter running the tests.

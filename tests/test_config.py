@@ -38,6 +38,7 @@ def test_overrides_are_typed_and_nested(tmp_path):
         ("model.pia.lambda_scale=0.5", "lambda_scale"),
         ("train.epochs", "key=value"),
         ("train.epochs.x=1", "train.epochs: expected an integer"),
+        ("train.shuffle_buffer=-1", "train.shuffle_buffer must be >= 0"),
     ],
 )
 def test_bad_overrides_are_named(override, message):
